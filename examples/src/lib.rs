@@ -1,0 +1,1 @@
+//! Runnable examples of embedding reclaim live in `examples/examples/`.
