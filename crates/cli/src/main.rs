@@ -51,6 +51,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The long-running commands talk to dockerd over sockets and must
+    // survive a peer that goes away; they keep Rust's ignored SIGPIPE.
+    if !matches!(cli.command, Command::Agent(_) | Command::Record(_)) {
+        restore_default_sigpipe();
+    }
     let result = match cli.command {
         Command::Check(args) => check::run(&args),
         Command::Plan(command) => plan::run(command),
@@ -65,5 +70,19 @@ fn main() -> ExitCode {
             eprintln!("error: {err:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Lets `reclaim ... | head` end quietly. Rust ignores SIGPIPE, so a write to
+/// a closed pipe is an error and `println!` panics on it; a command-line tool
+/// should instead die of the signal, as `cat` does.
+#[allow(unsafe_code)]
+fn restore_default_sigpipe() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: called from `main` before any other thread exists;
+    // `SigDfl` installs no handler of ours, so nothing can run in signal
+    // context.
+    if let Err(err) = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) } {
+        eprintln!("warning: cannot restore the default SIGPIPE action: {err}");
     }
 }

@@ -24,7 +24,8 @@ pub enum Command {
     Docker(docker::Args),
     /// Kubelet image GC: the plan of one periodic `GarbageCollect` of a
     /// KubeletConfiguration's image policy over an image snapshot
-    /// (docs/kubelet-gc.md).
+    /// (docs/kubelet-gc.md). Exits with 1 when the kubelet's GC would
+    /// return an error (such as not enough unused images to free).
     Images(kubelet::ImagesArgs),
     /// Kubelet container GC: the dead containers, pod sandboxes and pod log
     /// directories one periodic GC call would remove from a container

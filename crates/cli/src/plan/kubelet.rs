@@ -110,7 +110,7 @@ pub fn run_images(args: &ImagesArgs) -> Result<ExitCode> {
     };
 
     if args.json {
-        util::print_json(&serde_json::to_value(&plan)?)?;
+        print_plan_json(&plan)?;
         return Ok(code);
     }
     println!("config: {}", args.config.display());
@@ -154,7 +154,7 @@ pub fn run_containers(args: &ContainersArgs) -> Result<ExitCode> {
     let plan = plan_containers(&snapshot, &policy, &pods, &ContainerGcOptions::new(now));
 
     if args.json {
-        util::print_json(&serde_json::to_value(&plan)?)?;
+        print_plan_json(&plan)?;
         return Ok(ExitCode::SUCCESS);
     }
     println!(
@@ -169,6 +169,13 @@ pub fn run_containers(args: &ContainersArgs) -> Result<ExitCode> {
     println!();
     print!("{plan:#}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a plan as pretty JSON in its own field order (`schema` first),
+/// which a detour through `serde_json::Value` would sort away.
+fn print_plan_json(plan: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(plan)?);
+    Ok(())
 }
 
 /// The GC clock: `--now`, else the snapshot's `taken_at`, else the system
@@ -196,4 +203,3 @@ fn policy_error(args: &ContainersArgs, err: ContainerPolicyError) -> anyhow::Err
     };
     anyhow!("{flag} {:?}: {err}", value.unwrap_or_default())
 }
-
