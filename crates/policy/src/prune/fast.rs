@@ -41,7 +41,10 @@
 //! side, and what a deletion reads of a record is one 24-byte [`Slot`]. The
 //! records themselves are read in snapshot order (memory order) in a few
 //! sweeps: to sort them, to fill the slots, to build the kept list and to
-//! clone the deleted ids. Per rule, the fixed candidate checks read the
+//! clone the deleted ids. Working memory is freed as soon as it is done
+//! with (the classes once the slots hold them; the slots, parent links and
+//! layout before the kept list is sorted and the deletions are built), so
+//! that the peak is not the working state plus the whole plan. Per rule, the fixed candidate checks read the
 //! slots; a filter reads a record only when its result is not known from an
 //! earlier record with the same type, mutable and shared flags
 //! ([`FilterMemo`]). Sorting is by radix sort wherever keys are integers.
@@ -91,8 +94,11 @@ pub(crate) fn plan_fast(
         .iter()
         .map(|rule| (!rule.keep_duration.is_zero()).then(|| cut_off(now, rule.keep_duration)))
         .collect();
-    let layout = Layout::build(records, ranked.then_some(ordering), &cut_offs);
-    let mut state = State::new(records, &layout);
+    let mut layout = Layout::build(records, ranked.then_some(ordering), &cut_offs);
+    // The classes are only needed to fill the slots.
+    let class = std::mem::take(&mut layout.class);
+    let mut state = State::new(records, &layout, &class);
+    drop(class);
     let mut plan = PrunePlan::default();
     let mut last_rule: Option<RuleContext<'_>> = None;
 
@@ -134,15 +140,16 @@ pub(crate) fn plan_fast(
         last_rule = Some(ctx);
     }
 
-    plan.kept = state.kept(last_rule.as_ref());
-    // Only the deletions are left to build: free the rest first.
-    let State {
-        records,
-        position,
-        pending,
-        ..
-    } = state;
-    plan.deletions = deletions(records, position, pending);
+    let (kept, keys) = state.kept(last_rule.as_ref());
+    // Only sorting the kept records and building the deletions are left:
+    // free the rest first (a partial move out of `state` would keep its
+    // other fields alive to the end).
+    let pending = std::mem::take(&mut state.pending);
+    drop(state);
+    let position = std::mem::take(&mut layout.position);
+    drop(layout);
+    plan.kept = sort_kept(kept, keys);
+    plan.deletions = deletions(records, &position, pending);
     plan
 }
 
@@ -155,7 +162,7 @@ struct Layout {
     position: Vec<u32>,
     /// Record to last-used class (see [`Ranks`]), with [`SHARED_CLASS`]
     /// set when other records have the same class; empty unless the
-    /// ordering is BuildKit's.
+    /// ordering is BuildKit's. Taken out and freed once the slots hold it.
     class: Vec<u32>,
     /// BuildKit's groups, when the ordering is BuildKit's.
     ranks: Option<Ranks>,
@@ -512,7 +519,9 @@ struct Run {
 }
 
 impl<'a> State<'a> {
-    fn new(records: &'a [CacheRecord], layout: &'a Layout) -> Self {
+    /// `class` is [`Layout::class`], taken out of the layout so that it
+    /// can be freed once the slots hold it.
+    fn new(records: &'a [CacheRecord], layout: &'a Layout, class: &[u32]) -> Self {
         let n = records.len();
         let (by_record_start, by_record_list) = resolve_parents(records);
         let position = &layout.position;
@@ -537,7 +546,7 @@ impl<'a> State<'a> {
             if record.in_use && record.mutable {
                 flags |= COUNTS_ZERO;
             }
-            let class = layout.class.get(r).copied().unwrap_or(0);
+            let class = class.get(r).copied().unwrap_or(0);
             if record.last_used_at.is_some() && class & !SHARED_CLASS == 0 {
                 flags |= ANCIENT;
             }
@@ -725,10 +734,12 @@ impl<'a> State<'a> {
         }
     }
 
-    /// The records that stay, sorted by id, with their reasons judged
-    /// against `last_rule`. Reasons and ids are taken in snapshot order,
-    /// then put in id order.
-    fn kept(&self, last_rule: Option<&RuleContext<'_>>) -> Vec<Kept> {
+    /// The records that stay, with their reasons judged against
+    /// `last_rule`, in snapshot order, and their sort keys for
+    /// [`sort_kept`]. Reasons and ids are taken in snapshot order (memory
+    /// order); sorting is left to the caller, so that the per-record state
+    /// can be freed first.
+    fn kept(&self, last_rule: Option<&RuleContext<'_>>) -> (Vec<Option<Kept>>, Vec<(u64, u32)>) {
         let records = self.records;
         let always = last_rule.is_none_or(|ctx| ctx.filter.is_always());
         let mut memo = FilterMemo::default();
@@ -756,12 +767,17 @@ impl<'a> State<'a> {
                 reason,
             }));
         }
-        let id = |k: u32| &kept[k as usize].as_ref().expect("not taken yet").id;
-        sort_by_prefix(&mut keys, |a, b| id(a).cmp(id(b)));
-        keys.into_iter()
-            .map(|(_, k)| kept[k as usize].take().expect("each record once"))
-            .collect()
+        (kept, keys)
     }
+}
+
+/// The kept records of [`State::kept`], sorted by id.
+fn sort_kept(mut kept: Vec<Option<Kept>>, mut keys: Vec<(u64, u32)>) -> Vec<Kept> {
+    let id = |k: u32| &kept[k as usize].as_ref().expect("not taken yet").id;
+    sort_by_prefix(&mut keys, |a, b| id(a).cmp(id(b)));
+    keys.into_iter()
+        .map(|(_, k)| kept[k as usize].take().expect("each record once"))
+        .collect()
 }
 
 /// Filter results by (type, mutable, shared), for filters that read

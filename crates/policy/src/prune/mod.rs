@@ -37,7 +37,7 @@
 //!
 //! # Two planners
 //!
-//! [`plan`] is fast (about 6 ms for 10,000 records and 1.6 s for a million
+//! [`plan`] is fast (about 3.5 ms for 10,000 records and 0.65 s for a million
 //! on the development machine; see docs/performance.md). [`plan_reference`] is the straightforward quadratic
 //! version that rescans and re-ranks after every deletion; property tests
 //! check that both return identical plans. [`plan_with`] takes an
